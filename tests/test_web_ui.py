@@ -180,7 +180,7 @@ class _IdleUser(User):
         pass
 
 
-def make_web_ui(monkeypatch: pytest.MonkeyPatch, web_login: bool = False) -> Any:
+def make_web_ui(monkeypatch: pytest.MonkeyPatch, web_login: bool = False, web_base_path: str | None = None) -> Any:
     """Create an Environment with a web UI that is not serving, and register the LLM tab on it."""
     stats = FakeLLMStats(FAKE_ROWS, FAKE_HISTORY)
     monkeypatch.setattr(_web, "_llm_stats", lambda environment: stats)
@@ -188,7 +188,9 @@ def make_web_ui(monkeypatch: pytest.MonkeyPatch, web_login: bool = False) -> Any
     monkeypatch.setattr(sys, "argv", ["locust"])
     environment = Environment(user_classes=[_IdleUser])
     environment.create_local_runner()
-    web_ui = environment.create_web_ui("127.0.0.1", 0, web_login=web_login, delayed_start=True)
+    web_ui = environment.create_web_ui(
+        "127.0.0.1", 0, web_login=web_login, web_base_path=web_base_path, delayed_start=True
+    )
     if web_login:
         web_ui.app.secret_key = "test"
         web_ui.login_manager.user_loader(lambda user_id: None)
@@ -265,6 +267,20 @@ def test_report_download_has_llm_section(monkeypatch: pytest.MonkeyPatch) -> Non
     table = parse_report_table(page)
     assert [row["Name"] for row in table] == ["chat", "Aggregated"]
     assert table[1]["Output tokens/s"] == "123.46"
+
+
+def test_web_base_path_prefixes_llm_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = make_web_ui(monkeypatch, web_base_path="/load").app.test_client()
+
+    index = client.get("/load/")
+    stats = client.get("/load/stats/requests").get_json()
+
+    assert index.status_code == 200
+    assert '<script src="./llm/static/llm-tab.js" defer></script>' in index.text
+    assert stats["extended_stats"][0]["key"] == "llm"
+    assert client.get("/load/llm/stats.json").status_code == 200
+    assert client.get("/load/llm/static/llm-tab.js").status_code == 200
+    assert client.get("/llm/stats.json").status_code == 404
 
 
 def test_register_web_ui_twice_is_harmless(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -303,6 +303,14 @@ def _make_blueprint(web_ui: WebUI, environment: Environment, url_prefix: str) ->
     return blueprint
 
 
+def _locust_base_path(web_ui: WebUI) -> str:
+    """Return the URL prefix of Locust's own routes (``--web-base-path``), without a trailing slash."""
+    assert web_ui.app is not None
+    blueprint = web_ui.app.blueprints.get("locust")
+    prefix = blueprint.url_prefix if blueprint is not None else None
+    return (prefix or "").rstrip("/")
+
+
 def register_web_ui(environment: Environment) -> None:
     """Add the LLM tab, its data routes and the report section to Locust's web UI.
 
@@ -326,8 +334,7 @@ def register_web_ui(environment: Environment) -> None:
         return
     setattr(web_ui, _WEB_UI_MARK, True)
 
-    options = environment.parsed_options
-    base_path = (getattr(options, "web_base_path", "") or "").rstrip("/")
+    base_path = _locust_base_path(web_ui)
     web_ui.app.register_blueprint(_make_blueprint(web_ui, environment, base_path + URL_PREFIX))
     _update_template_args(web_ui, environment)
 
