@@ -26,7 +26,7 @@ from locust.exception import StopTest
 from locust.runners import WorkerRunner
 
 from locust_llm_sse import LLMUser
-from locust_llm_sse._url import join_url
+from locust_llm_sse._url import join_url, validate_base_url
 from locust_llm_sse.mock._process import MockServerProcess
 
 logger = logging.getLogger(__name__)
@@ -133,6 +133,23 @@ def start_mock_when_no_host(environment, **_kwargs) -> None:
     logger.info("No --host given: started the bundled mock LLM server at %s (PID %d)", environment.host, _mock_server.pid)
 
 
+@events.init.add_listener
+def validate_settings_when_headless(environment, **_kwargs) -> None:
+    """Check the options before a headless run starts, and exit with status 1 and the fix if one is bad.
+
+    With the web UI the check waits for the start of a test, because the start form can
+    still change the options; a bad one then stops that test with the same message.
+    """
+    options = environment.parsed_options
+    if options is None or not options.headless or isinstance(environment.runner, WorkerRunner):
+        return
+    try:
+        ChatUser.load_settings(environment)
+    except StopTest as error:
+        logger.error("%s", error)
+        raise SystemExit(1) from None
+
+
 @events.quitting.add_listener
 def stop_mock(**_kwargs) -> None:
     if _mock_server is not None:
@@ -147,7 +164,7 @@ class ChatUser(LLMUser):
     _prompts: itertools.cycle | None = None
 
     def __init__(self, environment) -> None:
-        settings = self._load_settings(environment)
+        settings = self.load_settings(environment)
         self.model = settings["model"]
         self.api_key = settings["api_key"]
         self.extra_body = settings["extra_body"]
@@ -170,7 +187,7 @@ class ChatUser(LLMUser):
             self.client.chat(prompt, max_tokens=self.max_tokens)
 
     @classmethod
-    def _load_settings(cls, environment) -> dict[str, Any]:
+    def load_settings(cls, environment) -> dict[str, Any]:
         """Validate the options once per process; raise StopTest with the fix on a bad value."""
         with cls._settings_lock:
             if cls._settings is None or cls._settings["host"] != environment.host:
@@ -184,6 +201,10 @@ def _read_settings(environment) -> dict[str, Any]:
     host = environment.host or ChatUser.host
     if not host:
         raise StopTest("No host set: pass --host with the server's base URL, e.g. http://127.0.0.1:8000/v1")
+    try:
+        validate_base_url(host)
+    except ValueError as error:
+        raise StopTest(str(error)) from None
     is_mock = _mock_server is not None and host.startswith(_mock_server.base_url)
     for option in ("max_tokens", "connect_timeout", "first_token_timeout", "inter_token_timeout"):
         value = getattr(options, option)
@@ -231,12 +252,16 @@ def _only_served_model(host: str, api_key: str | None) -> str:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         response = requests.get(url, headers=headers, timeout=10)
-        response.raise_for_status()
-        models = [entry["id"] for entry in response.json().get("data", []) if isinstance(entry, dict) and "id" in entry]
-    except (requests.RequestException, ValueError, AttributeError, KeyError, TypeError) as error:
-        raise StopTest(
-            f"No model set and {url} did not list the served models ({type(error).__name__}): pass --model"
-        ) from None
+    except requests.ConnectionError:
+        raise StopTest(f"Cannot connect to {url}: check --host (is the server running?), or pass --model") from None
+    except requests.RequestException as error:
+        raise StopTest(f"No model set and {url} failed ({type(error).__name__}): pass --model") from None
+    if response.status_code != 200:
+        raise StopTest(f"No model set and {url} answered HTTP {response.status_code}: pass --model")
+    try:
+        models = [entry["id"] for entry in response.json()["data"] if isinstance(entry, dict) and "id" in entry]
+    except (ValueError, KeyError, TypeError):
+        raise StopTest(f"No model set and {url} returned no model list: pass --model") from None
     if len(models) == 1:
         logger.info("No --model given: using %s, the only model %s lists", models[0], url)
         return models[0]
