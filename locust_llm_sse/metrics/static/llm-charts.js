@@ -233,7 +233,8 @@
       var label = svgElement("text", { x: MARGIN.left - 6, y: y(value) + 4, "text-anchor": "end" }, axis);
       label.textContent = value.toFixed(decimals);
     }
-    var xTicks = Math.max(2, Math.min(X_TICKS, Math.floor(plotWidth / 110)));
+    // Ticks are at least 1 s apart, so that no two labels show the same time.
+    var xTicks = Math.max(2, Math.min(X_TICKS, Math.floor(plotWidth / 110), Math.floor(maxTime - minTime) + 1));
     for (var j = 0; j < xTicks; j++) {
       var time = minTime + ((maxTime - minTime) * j) / (xTicks - 1);
       var anchor = "middle";
