@@ -1,11 +1,11 @@
 """The streaming client: POST a request, read its Server-Sent Events, fire three Locust events.
 
 Each request fires Locust ``request`` events for up to three phases, in order and each at
-most once: ``1 connect`` (request sent to response headers), ``2 first token`` (to the first
-event that carries output) and ``3 completion`` (to the end of the stream). A phase that
-fails is fired as a failure and the later phases are not fired, so the three rows of a
-request name read as a funnel. Durations come from ``time.perf_counter``; ``start_time`` is
-the wall clock.
+most once: connect (type ``1 conn``, request sent to response headers), first token
+(``2 ttft``, to the first event that carries output) and completion (``3 e2e``, to the end
+of the stream). A phase that fails is fired as a failure and the later phases are not
+fired, so the three rows of a request name read as a funnel. Durations come from
+``time.perf_counter``, and ``start_time`` is the wall clock.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from locust_llm_sse._url import join_url, validate_base_url
 logger = logging.getLogger(__name__)
 
 #: The Locust ``request_type`` (the Type column) of each phase: connect, time to first
-#: token, end-to-end. The digits keep the rows of one request name in funnel order, because
-#: Locust sorts rows by name, then type; at most 8 characters fit Locust's console column.
+#: token, end-to-end. Locust sorts rows by name, then type, so the digits keep the rows of
+#: one request name in funnel order. Locust's console table fits 8 characters of type.
 PHASE_REQUEST_TYPES = {
     PHASE_CONNECT: "1 conn",
     PHASE_FIRST_TOKEN: "2 ttft",
@@ -308,7 +308,7 @@ class LLMClient:
         self._fail(result, PHASE_CONNECT, f"http_status_{status}", message)
 
     def _read_non_stream_body(self, response: requests.Response, result: StreamResult) -> None:
-        """Keep what a non-streamed JSON answer says (text, usage) for the caller to inspect."""
+        """Copy the text and usage of a non-streamed JSON response into the result, for the caller to inspect."""
         body = _read_bounded(response, result)
         try:
             parsed = json.loads(body)

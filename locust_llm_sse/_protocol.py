@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,8 @@ def describe_error(error: Any) -> str:
     if not isinstance(error, dict):
         return _first_sentence(str(error))
     code = error.get("code")
+    if code == "":
+        code = None
     error_type = error.get("type")
     if isinstance(code, str) and code:
         label = code
@@ -75,10 +78,13 @@ def describe_error(error: Any) -> str:
     return f"{label}: {_first_sentence(str(message))}" if message else label
 
 
+_SENTENCE_END = re.compile(r"[.!?] ")
+
+
 def _first_sentence(text: str) -> str:
     text = " ".join(text.split())
-    cut = text.find(". ")
-    short = text[: cut + 1] if cut >= 0 else text
+    end = _SENTENCE_END.search(text)
+    short = text[: end.start() + 1] if end else text
     if len(short) > _MAX_ERROR_TEXT:
         short = short[:_MAX_ERROR_TEXT].rstrip()
     if len(short) < len(text):
@@ -118,6 +124,8 @@ class StreamParser:
             if unterminated:
                 logger.debug("Discarded an unterminated, incomplete final event (%d bytes)", len(data))
                 return None
+            if event.event == "error":
+                return StreamEnd(False, KIND_STREAM_ERROR, f"stream error event: {_first_sentence(data)}")
             return StreamEnd(False, KIND_MALFORMED, "malformed stream event: data is not JSON")
         if not isinstance(payload, dict):
             return StreamEnd(False, KIND_MALFORMED, "malformed stream event: data is not a JSON object")
@@ -167,7 +175,8 @@ class StreamParser:
             delta = choice.get("delta")
             if isinstance(delta, dict):
                 text += _text(delta.get("content"))
-                reasoning += _text(delta.get("reasoning_content")) + _text(delta.get("reasoning"))
+                # Servers use one of the two names; one that sends both repeats the text.
+                reasoning += _text(delta.get("reasoning_content")) or _text(delta.get("reasoning"))
                 tool_text += self._apply_tool_deltas(delta.get("tool_calls"))
                 function_call = delta.get("function_call")
                 if isinstance(function_call, dict):

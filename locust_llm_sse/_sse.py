@@ -4,8 +4,8 @@ Field parsing is sseclient-py's. This module feeds it whole lines that end in LF
 sseclient-py given raw chunks gets three things wrong against the WHATWG HTML standard
 ("9.2 Server-sent events"): a leading byte-order mark hides the first field name, an
 LF-ended line followed by a CRLF or CR blank line does not end the event, and each
-partial line is re-joined with everything before it, which is quadratic for events of
-hundreds of kilobytes. Lines end at CR, LF or CRLF, also when the CR and the LF arrive in
+partial line is re-joined with everything before it, which is quadratic for a line of
+hundreds of kilobytes that arrives in many reads. Lines end at CR, LF or CRLF, also when the CR and the LF arrive in
 different chunks, and bytes are decoded only after a line is whole, so a UTF-8 character
 split across reads survives. Invalid UTF-8 becomes U+FFFD as the standard requires.
 """
@@ -37,6 +37,8 @@ class _LineFeed:
         after_cr = False  # the previous chunk ended with CR, so a leading LF belongs to it
         head: bytes | None = b""  # the first bytes, held until a byte-order mark is ruled out
         for chunk in self._chunks:
+            if not chunk:
+                continue
             if head is not None:
                 head += chunk
                 if len(head) < len(_BOM) and _BOM.startswith(head):
@@ -86,7 +88,15 @@ class EventDecoder:
         self._client = SSEClient(self._lines)
 
     def __iter__(self) -> Iterator[Event]:
-        return iter(self._client.events())
+        # NOTE: sseclient-py still appends the lines of one event one by one, so an event
+        # of tens of thousands of lines decodes in time quadratic in its line count.
+        for event in self._client.events():
+            # The standard ignores an id with a NUL and a retry that is not all digits.
+            if event.id is not None and "\x00" in event.id:
+                event.id = None
+            if event.retry is not None and not event.retry.isdigit():
+                event.retry = None
+            yield event
 
     @property
     def unterminated(self) -> bool:

@@ -94,10 +94,6 @@ def test_id_and_retry_fields() -> None:
     assert events[0].data == "a"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an id field that contains U+0000 NULL must be ignored (WHATWG); sseclient-py keeps it",
-)
 def test_id_with_null_ignored() -> None:
     events = list(EventDecoder([b"id: a\x00b\ndata: x\n\n"]))
 
@@ -105,10 +101,6 @@ def test_id_with_null_ignored() -> None:
     assert events[0].id in (None, "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a retry field that is not only ASCII digits must be ignored (WHATWG); sseclient-py keeps it",
-)
 def test_retry_not_digits_ignored() -> None:
     events = list(EventDecoder([b"retry: soon\ndata: x\n\n"]))
 
@@ -125,10 +117,6 @@ def test_empty_chunks_change_nothing() -> None:
     assert decode(chunks) == [("message", "a"), ("message", "b")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an empty chunk between a CR and its LF turns the CRLF into two line ends",
-)
 def test_empty_chunk_between_cr_and_lf() -> None:
     assert decode([b"data: a\r", b"", b"\ndata: b\n\n"]) == [("message", "a\nb")]
 

@@ -680,15 +680,34 @@ def test_describe_error_length_bound() -> None:
     assert description == "error: " + "z" * 120 + "..."
 
 
-@pytest.mark.xfail(strict=True, reason='an empty code is formatted as empty brackets: "t (): m"')
 def test_describe_error_empty_code() -> None:
     assert describe_error({"type": "t", "code": "", "message": "m"}) == "t: m"
 
 
-@pytest.mark.xfail(strict=True, reason="only '. ' ends a sentence, so text after '!' or '?' is kept")
 @pytest.mark.parametrize("first", ["Quota exceeded!", "Is the model loaded?"])
 def test_describe_error_other_sentence_ends(first: str) -> None:
     description = describe_error({"type": "t", "message": first + " Retry in 20 s."})
 
     assert description.startswith("t: " + first)
     assert "20 s" not in description
+
+
+def test_plain_text_error_event_is_stream_error() -> None:
+    parser = StreamParser(StreamResult(name="n", url="u"))
+
+    end = parser.handle(Event(event="error", data="Internal Server Error"), 1.0)
+
+    assert end is not None
+    assert not end.ok
+    assert end.kind == "stream_error_event"
+    assert end.message == "stream error event: Internal Server Error"
+
+
+def test_reasoning_in_both_fields_counted_once() -> None:
+    result = StreamResult(name="n", url="u")
+    parser = StreamParser(result)
+    chunk = {"choices": [{"index": 0, "delta": {"reasoning_content": "Hm", "reasoning": "Hm"}}]}
+
+    parser.handle(Event(data=json.dumps(chunk)), 1.0)
+
+    assert result.reasoning_text == "Hm"
