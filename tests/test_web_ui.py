@@ -4,17 +4,14 @@ Three layers:
 
 * Pure functions of ``locust_llm_sse.metrics._web`` (titles, CSV, report HTML).
 * The Flask routes and hooks, in process, against a small stand-in for ``LLMStats``.
-* Real ``locust`` processes against the bundled mock server: the ``--html`` report,
-  the data routes of a running web UI, and a headless Chromium that opens the LLM tab.
-  The browser test is skipped when Debian's ``chromium`` and ``chromium-driver``
-  packages or the ``selenium`` package are missing.
+* Real ``locust`` processes against the bundled mock server (the ``mock_url``
+  fixture of conftest.py): the ``--html`` report, the data routes of a running web
+  UI, and a headless Chromium that opens the LLM tab. The browser test is skipped
+  when Debian's ``chromium`` and ``chromium-driver`` packages or the ``selenium``
+  package are missing.
 """
 
 from __future__ import annotations
-
-# Importing locust patches the standard library with gevent, which must happen
-# before requests and urllib3 import ssl.
-import locust  # isort: skip
 
 import argparse
 import os
@@ -36,7 +33,6 @@ from locust import User, task
 from locust.env import Environment
 
 from locust_llm_sse.metrics import _web
-from locust_llm_sse.mock._process import MockServerProcess
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -51,9 +47,6 @@ CHROMIUM_ARGUMENTS = (
     "--disable-sync",
     "--window-size=1400,1600",
 )
-
-# Fast mock streams, so that a few seconds of load give many requests and history points.
-MOCK_ARGUMENTS = ("--ttft-ms", "30", "--itl-ms", "2", "--output-tokens", "20")
 
 LOCUSTFILE = '''
 from locust import constant, task
@@ -408,12 +401,6 @@ def wait_until(condition: Callable[[], Any], timeout_s: float, message: str, int
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s:g} s: {message}")
         time.sleep(interval_s)
-
-
-@pytest.fixture
-def mock_url() -> Iterator[str]:
-    with MockServerProcess(*MOCK_ARGUMENTS) as mock:
-        yield mock.base_url + "/v1"
 
 
 @pytest.fixture
