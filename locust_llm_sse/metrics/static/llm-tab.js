@@ -7,7 +7,7 @@
  * ?tab=llm. React leaves nodes it did not create in place, but it drops
  * them with their parent, so the panel is checked after every DOM change of
  * the React root. Locust changes the tab with history.pushState, which fires
- * no event but re-renders the tabs, which the observer sees.
+ * no event, but the tab bar re-renders and so triggers the observer.
  */
 (function () {
   "use strict";
