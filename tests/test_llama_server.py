@@ -1,9 +1,9 @@
 """Tests against a real LLM server: llama-cpp-python with Gemma 3 270M, on 127.0.0.1.
 
 The server tests are marked ``llama`` and skipped when the ``[llama]`` extra is missing.
-Each class shares one server, so the model loads twice in all: once with
-``interrupt_requests`` off (requests queue) and once with it on (llama-cpp-python's
-default, which cuts the running stream short when another request arrives). The parser
+Each class shares one server: one with ``interrupt_requests`` off (requests queue) and
+one with it on (llama-cpp-python's default, which cuts the running stream short when
+another request arrives). The command-line tests at the end start their own. The parser
 and error-message tests at the top need no server.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import locust  # noqa: F401 - gevent must patch the socket module before requests loads
 
 import csv
+import json
 import logging
 import os
 import select
@@ -33,6 +34,7 @@ from locust_llm_sse.llama.__main__ import main as llama_main
 
 REPO_DIR = Path(__file__).parent.parent
 CHAT_LOCUSTFILE = REPO_DIR / "locustfiles" / "chat.py"
+COMPARE_LOCUSTFILE = REPO_DIR / "tests" / "locustfiles" / "llama_compare.py"
 PHASE_TYPES = [PHASE_REQUEST_TYPES[phase] for phase in ("connect", "first_token", "completion")]
 PROMPT = "Write a short poem about load testing."
 MISSING_FINISH = "stream ended without a finish reason"
@@ -128,9 +130,11 @@ class RequestLog:
         ]
 
 
-def run_locust(tmp_path: Path, base_url: str, *arguments: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
+def run_locust(
+    tmp_path: Path, base_url: str, *arguments: str, locustfiles: str = str(CHAT_LOCUSTFILE), timeout_s: float = 60
+) -> subprocess.CompletedProcess:
     command = [
-        sys.executable, "-m", "locust", "-f", str(CHAT_LOCUSTFILE), "--host", base_url,
+        sys.executable, "-m", "locust", "-f", locustfiles, "--host", base_url,
         "--headless", "--only-summary", "--csv", "out", *arguments,
     ]
     environment = {key: value for key, value in os.environ.items() if key != "OPENAI_API_KEY"}
@@ -255,6 +259,32 @@ class TestQueuedServer:
         ttft_ms = float(rows[PHASE_TYPES[1]]["Median Response Time"])
         completion_ms = float(rows[PHASE_TYPES[2]]["Median Response Time"])
         assert ttft_ms > completion_ms - ttft_ms
+
+    @pytest.mark.timeout(90)
+    def test_locust_one_user_agrees_with_llama_log(self, queued_server: LlamaServer, tmp_path: Path) -> None:
+        prompts = tmp_path / "prompts.txt"
+        prompts.write_text(
+            "Describe the sea in one sentence.\nName three colors of autumn leaves.\n"
+            "Write a haiku about a slow web server.\nExplain what a queue is to a child.\n"
+        )
+        completed = run_locust(
+            tmp_path, queued_server.base_url, "-u", "1", "-r", "1", "-t", "6s", "--max-tokens", "32",
+            "--prompts-file", str(prompts), "--llama-log", str(queued_server.log_path), "--compare-json", "compare.json",
+            locustfiles=f"{CHAT_LOCUSTFILE},{COMPARE_LOCUSTFILE}",
+        )
+
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        assert "first token / prompt eval" in completed.stdout
+        with open(tmp_path / "compare.json", encoding="utf-8") as file:
+            comparison = json.load(file)
+        assert len(comparison["requests"]) >= 3
+        medians = comparison["medians"]
+        # The client's window contains llama.cpp's: the same work plus HTTP and SSE.
+        assert medians["ttft_ms"] >= medians["llama_prompt_eval_ms"]
+        assert medians["completion_ms"] >= medians["llama_total_ms"]
+        assert medians["completion_ms"] <= 1.5 * medians["llama_total_ms"] + 200
+        assert medians["decode_ms"] >= 0.8 * medians["llama_eval_ms"]
+        assert medians["output_tokens"] <= medians["llama_eval_runs"] + 1
 
 
 # -- the running stream is cut short (interrupt_requests on) -------------------------------
