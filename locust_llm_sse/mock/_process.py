@@ -59,6 +59,7 @@ class MockServerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._base_url: str | None = None
+        self._stderr_after_stop = ""
 
     @property
     def command(self) -> list[str]:
@@ -129,11 +130,9 @@ class MockServerProcess:
     def stderr_text(self) -> str:
         """Return what the server has written to standard error so far."""
         if self._stderr is None or self._stderr.closed:
-            return self._stderr_text_after_stop
+            return self._stderr_after_stop
         self._stderr.seek(0)
         return self._stderr.read().decode(errors="replace")
-
-    _stderr_text_after_stop = ""
 
     def stop(self) -> int | None:
         """Terminate the server, kill it after ``stop_timeout_s``, and return its exit status.
@@ -158,7 +157,7 @@ class MockServerProcess:
             if stream is not None and not stream.closed:
                 stream.close()
         if self._stderr is not None and not self._stderr.closed:
-            self._stderr_text_after_stop = self.stderr_text()
+            self._stderr_after_stop = self.stderr_text()
             self._stderr.close()
         self._base_url = None
         return process.returncode

@@ -225,6 +225,8 @@ class _Connection(asyncio.Protocol):
         self, status: int, message: str, error_type: str, code: str | None,
         param: str | None = None, headers: list[tuple[str, str]] | None = None,
     ) -> None:
+        """Send an OpenAI-shaped error response, logged at DEBUG because clients cause most of them."""
+        logger.debug("Responding with %d (%s): %s", status, code, message)
         self.send_json(status, error_body(message, error_type, code, param), headers)
 
     # Request parsing and routing
