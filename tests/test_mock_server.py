@@ -371,6 +371,27 @@ def test_invalid_fields_return_400(connection: RawConnection) -> None:
         assert named in error["message"], body
 
 
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET /v1/models HTTP/2.0\r\n\r\n", 505),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: ten\r\n\r\n", 400),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n", 413),
+        (b"GET /v1/models HTTP/1.1\r\nX-Padding: " + b"a" * 70_000, 431),
+    ],
+)
+def test_malformed_request_closes(mock_url: str, request_bytes: bytes, status: int) -> None:
+    with RawConnection(mock_url) as raw:
+        raw.sock.sendall(request_bytes)
+        response = raw.response()
+
+    assert_openai_error(response, status)
+    assert response.headers["connection"] == "close"
+    assert response.closed
+
+
 def test_wrong_method_returns_405(connection: RawConnection) -> None:
     response = connection.request(CHAT, method="GET")
 
