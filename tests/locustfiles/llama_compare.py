@@ -8,7 +8,8 @@ Load it next to locustfiles/chat.py, with one user, against a server started wit
 
 When Locust quits, the successful requests are paired in order with the timing blocks
 that the server logged after the test started, and the medians of both are printed.
-The pairing assumes that requests do not overlap, so it needs ``-u 1``.
+The pairing assumes that requests do not overlap, so it needs ``-u 1``. The file also
+loads ``locust_llm_sse.metrics`` for the LLM statistics and ``--llm-json``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from locust import events
 
+import locust_llm_sse.metrics  # noqa: F401 - adds the LLM statistics, their summary and --llm-json
 from locust_llm_sse import StreamResult, llm_request_hook
 from locust_llm_sse.llama import LlamaTimings, parse_timings
 
