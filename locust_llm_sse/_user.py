@@ -8,6 +8,7 @@ from typing import Any
 from locust import User
 from locust.exception import StopTest
 
+import locust_llm_sse.metrics  # noqa: F401 - registers the LLM metrics, tab, CSV and summary with Locust
 from locust_llm_sse._client import LLMClient
 
 
