@@ -472,7 +472,8 @@ class LLMStats:
         Each is ``{"time", "requests_per_second", "output_tokens_per_second", "ttft_ms_p50",
         "ttft_ms_p95", "itl_ms_p50", "itl_ms_p95"}``: epoch seconds, then rates and
         percentiles over the last ``RECENT_WINDOW_S`` whole seconds. A percentile is None
-        when no sample fell in the window.
+        when no sample fell in the window. The list grows by one point per second of test
+        until a reset, as Locust's own history does.
         """
         self._recent: dict[int, _RecentSecond] = {}
 
