@@ -151,8 +151,8 @@ def test_first_token_timeout_counts_keep_alives(replay_url: str) -> None:
     assert_time_near(result.completion_ms, 1500, "failure time")
 
 
-def test_stop_when_closes_stream_and_next_request_is_clean(replay_url: str) -> None:
-    """A caller that stops reading early gets a success, and the next request sees only its own bytes."""
+def test_stop_when_then_clean_request(replay_url: str) -> None:
+    """A caller that stops reading early gets a success, and the next request receives only its own bytes."""
     environment = Environment()
     client = LLMClient(f"{replay_url}/B30", environment=environment)
 
@@ -169,7 +169,7 @@ def test_stop_when_closes_stream_and_next_request_is_clean(replay_url: str) -> N
     assert "tok2" not in second.text
 
 
-def test_unterminated_done_still_reuses_nothing_stale(replay_url: str) -> None:
+def test_unterminated_done_then_next_request(replay_url: str) -> None:
     """After a stream whose [DONE] lacks its blank line, the same session serves the next request."""
     client = LLMClient(f"{replay_url}/B23")
     results = [client.chat("hi") for _ in range(2)]

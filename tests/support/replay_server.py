@@ -1,6 +1,6 @@
 """Serve recorded HTTP responses byte for byte, on their recorded schedule, on 127.0.0.1.
 
-Each case (see tests/fixtures/sse_cases.json) holds a status line, headers, body chunks,
+Each case (see tests/fixtures/sse_cases.json) contains a status line, headers, body chunks,
 and the milliseconds after the request head was read at which the headers and each chunk
 go out. A request to ``/<case id>/...`` gets that case. Chunked bodies are sent as one
 HTTP chunk per recorded chunk. ``replay`` hints change the ending:
@@ -38,7 +38,7 @@ class ReplayServer:
             writer.close()
 
     async def handle_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Answer one request; return whether the connection stays open."""
+        """Serve one request; return whether the connection stays open."""
         head = await reader.readuntil(b"\r\n\r\n")
         received_at = time.monotonic()
         request_line, *header_lines = head.decode("latin-1").split("\r\n")
