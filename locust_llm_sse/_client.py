@@ -13,6 +13,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -495,8 +496,8 @@ def _warm_up_resolver(base_url: str) -> None:
 
 
 def _positive(option: str, value: float) -> float:
-    if not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"invalid {option} {value!r}: expected a number of seconds greater than 0")
+    if not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ValueError(f"invalid {option} {value!r}: expected a finite number of seconds greater than 0")
     return float(value)
 
 

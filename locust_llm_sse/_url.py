@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 
 def validate_base_url(base_url: str) -> str:
     """Return ``base_url`` without a trailing slash, or raise ValueError that names the fix."""
     parts = urlsplit(base_url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.hostname or not _has_valid_port(parts):
         raise ValueError(
             f"invalid host {base_url!r}: expected a base URL such as http://127.0.0.1:8000 "
             "or https://api.openai.com/v1 (scheme http or https, then the host name)"
@@ -16,6 +16,14 @@ def validate_base_url(base_url: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError(f"invalid host {base_url!r}: remove the query string or fragment")
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _has_valid_port(parts: SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 - urllib raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return True
 
 
 def join_url(base_url: str, path: str) -> str:

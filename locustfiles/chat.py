@@ -5,8 +5,9 @@
     OPENAI_API_KEY=... locust -f locustfiles/chat.py --host https://api.openai.com --model gpt-4o-mini
 
 Without ``--host`` the bundled mock LLM server starts as a child process on 127.0.0.1 and
-stops with Locust. Every option below also works as an environment variable (shown in
-``locust --help``), in ``locust.conf`` and in the web UI's start form.
+stops with Locust. Every option below also works as the environment variable named in
+``env_var`` and in ``locust.conf``, and all but the API key and the mock options show in
+the web UI's start form.
 """
 
 from __future__ import annotations
@@ -15,23 +16,26 @@ import ipaddress
 import itertools
 import json
 import logging
+import math
 import shlex
 import threading
 from typing import Any
 from urllib.parse import urlsplit
 
+import gevent
 import requests
 from locust import events, task
 from locust.exception import StopTest
-from locust.runners import WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, WorkerRunner
 
 from locust_llm_sse import LLMUser
 from locust_llm_sse._url import join_url, validate_base_url
-from locust_llm_sse.mock._process import MockServerProcess
+from locust_llm_sse.mock._process import MockServerError, MockServerProcess
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROMPT = "Write a short poem about load testing."
+MAX_FAILURE_PAUSE_S = 60.0
 
 
 @events.init_command_line_parser.add_listener
@@ -67,7 +71,8 @@ def add_arguments(parser) -> None:
         "--api-key",
         env_var="OPENAI_API_KEY",
         default="",
-        is_secret=True,
+        # Kept out of the web UI: its start form would carry the key in the page source.
+        include_in_web_ui=False,
         help="Bearer token for the Authorization header (default: the OPENAI_API_KEY environment variable)",
     )
     group.add_argument(
@@ -109,9 +114,19 @@ def add_arguments(parser) -> None:
         help="Seconds a stream may stay silent once output has started",
     )
     group.add_argument(
+        "--failure-pause",
+        env_var="LOCUST_FAILURE_PAUSE",
+        type=float,
+        default=1.0,
+        help="Seconds a user waits after a request that failed to connect or got an HTTP error; "
+        f"a Retry-After header sets the wait instead (at most {MAX_FAILURE_PAUSE_S:g} s); 0 turns it off",
+    )
+    group.add_argument(
         "--mock-options",
         env_var="LOCUST_MOCK_OPTIONS",
         default="",
+        # The mock starts once, before the web UI, so the start form could not change these.
+        include_in_web_ui=False,
         help="Options for the bundled mock server started when no --host is given, "
         'e.g. "--ttft-ms 200 --itl-ms 20" (see python -m locust_llm_sse.mock --help)',
     )
@@ -127,10 +142,35 @@ def start_mock_when_no_host(environment, **_kwargs) -> None:
     if environment.host or isinstance(environment.runner, WorkerRunner):
         return
     options = environment.parsed_options
-    mock_arguments = shlex.split(options.mock_options) if options is not None and options.mock_options else []
+    mock_options = options.mock_options if options is not None else ""
+    try:
+        mock_arguments = shlex.split(mock_options)
+    except ValueError as error:
+        logger.error("invalid --mock-options %r: %s; quote it as a shell would", mock_options, error)
+        raise SystemExit(1) from None
     _mock_server = MockServerProcess(*mock_arguments)
-    environment.host = _mock_server.start() + "/v1"
+    try:
+        environment.host = _mock_server.start() + "/v1"
+    except MockServerError as error:
+        logger.error("The bundled mock server did not start with --mock-options %r: %s", mock_options, error)
+        raise SystemExit(1) from None
     logger.info("No --host given: started the bundled mock LLM server at %s (PID %d)", environment.host, _mock_server.pid)
+    gevent.spawn(_watch_mock_server, environment, _mock_server)
+
+
+def _watch_mock_server(environment, mock_server: MockServerProcess) -> None:
+    """Stop the test when the bundled mock server exits on its own, since nothing can be measured then."""
+    while True:
+        gevent.sleep(1.0)
+        if mock_server.base_url_or_none() is None:
+            return  # stopped by the quitting listener
+        status = mock_server.exit_status()
+        if status is not None:
+            logger.error("The bundled mock server (PID %d) exited with status %d; stopping the test", mock_server.pid, status)
+            environment.process_exit_code = 1
+            if environment.runner is not None:
+                environment.runner.quit()
+            return
 
 
 @events.init.add_listener
@@ -150,10 +190,25 @@ def validate_settings_when_headless(environment, **_kwargs) -> None:
         raise SystemExit(1) from None
 
 
+@events.test_start.add_listener
+def reload_settings(**_kwargs) -> None:
+    """Read the options again at each test start, because the web UI's start form may have changed them."""
+    ChatUser.forget_settings()
+
+
 @events.quitting.add_listener
-def stop_mock(**_kwargs) -> None:
-    if _mock_server is not None:
-        _mock_server.stop()
+def stop_mock(environment, **_kwargs) -> None:
+    """Stop the bundled mock server once the users have stopped.
+
+    On Ctrl-C, Locust fires ``quitting`` while users are still streaming, so the users are
+    stopped first: their cut streams then count as stopped, not as the server's failures.
+    """
+    if _mock_server is None:
+        return
+    runner = environment.runner
+    if runner is not None and runner.state in (STATE_SPAWNING, STATE_RUNNING):
+        runner.stop()
+    _mock_server.stop()
 
 
 class ChatUser(LLMUser):
@@ -177,14 +232,20 @@ class ChatUser(LLMUser):
         self.max_tokens = settings["max_tokens"]
         self.endpoint = settings["endpoint"]
 
+        self.failure_pause = settings["failure_pause"]
+
     @task
     def chat(self) -> None:
         prompt = next(ChatUser._prompts)  # type: ignore[arg-type]
         if self.endpoint == "completions":
             text = prompt if isinstance(prompt, str) else "\n".join(str(m.get("content", "")) for m in prompt)
-            self.client.completion(text, max_tokens=self.max_tokens)
+            result = self.client.completion(text, max_tokens=self.max_tokens)
         else:
-            self.client.chat(prompt, max_tokens=self.max_tokens)
+            result = self.client.chat(prompt, max_tokens=self.max_tokens)
+        if result.failed_phase == "connect":
+            # Without a pause, a refused connection or a 429 would repeat thousands of times a second.
+            pause = result.retry_after_s if result.retry_after_s is not None else self.failure_pause
+            gevent.sleep(min(pause, MAX_FAILURE_PAUSE_S))
 
     @classmethod
     def load_settings(cls, environment) -> dict[str, Any]:
@@ -194,6 +255,11 @@ class ChatUser(LLMUser):
                 cls._settings = _read_settings(environment)
                 cls._prompts = itertools.cycle(cls._settings["prompts"])
             return cls._settings
+
+    @classmethod
+    def forget_settings(cls) -> None:
+        with cls._settings_lock:
+            cls._settings = None
 
 
 def _read_settings(environment) -> dict[str, Any]:
@@ -208,9 +274,11 @@ def _read_settings(environment) -> dict[str, Any]:
     is_mock = _mock_server is not None and host.startswith(_mock_server.base_url)
     for option in ("max_tokens", "connect_timeout", "first_token_timeout", "inter_token_timeout"):
         value = getattr(options, option)
-        if value is None or value <= 0:
+        if value is None or not 0 < value < math.inf:
             flag = "--" + option.replace("_", "-")
-            raise StopTest(f"invalid {flag} {value!r}: expected a number greater than 0")
+            raise StopTest(f"invalid {flag} {value!r}: expected a finite number greater than 0")
+    if options.failure_pause is None or not 0 <= options.failure_pause < math.inf:
+        raise StopTest(f"invalid --failure-pause {options.failure_pause!r}: expected a finite number of seconds, 0 or more")
     api_key = None if options.no_api_key else (options.api_key or None)
     if api_key is None and not options.no_api_key and not is_mock and not _is_loopback(host):
         raise StopTest(
@@ -233,6 +301,7 @@ def _read_settings(environment) -> dict[str, Any]:
         "connect_timeout": options.connect_timeout,
         "first_token_timeout": options.first_token_timeout,
         "inter_token_timeout": options.inter_token_timeout,
+        "failure_pause": options.failure_pause,
     }
 
 
@@ -257,7 +326,10 @@ def _only_served_model(host: str, api_key: str | None) -> str:
     except requests.RequestException as error:
         raise StopTest(f"No model set and {url} failed ({type(error).__name__}): pass --model") from None
     if response.status_code != 200:
-        raise StopTest(f"No model set and {url} answered HTTP {response.status_code}: pass --model")
+        raise StopTest(
+            f"No model set and {url} returned HTTP {response.status_code}: pass --model, and check that "
+            "--host is the API's base URL (e.g. http://127.0.0.1:8000/v1), not an endpoint"
+        )
     try:
         models = [entry["id"] for entry in response.json()["data"] if isinstance(entry, dict) and "id" in entry]
     except (ValueError, KeyError, TypeError):
@@ -297,8 +369,10 @@ def _load_prompts(path: str) -> list[str | list[dict[str, Any]]]:
             continue
         try:
             entry = json.loads(line)
-        except ValueError:
-            prompts.append(line)
+        except ValueError as error:
+            if line.startswith("{"):
+                raise StopTest(f"invalid --prompts-file {path!r}, line {number}: not valid JSON ({error})") from None
+            prompts.append(line)  # plain text that starts with a quotation mark
             continue
         if isinstance(entry, str):
             prompts.append(entry)

@@ -125,8 +125,11 @@ def test_remote_host_without_key_stops_with_fix(tmp_path: Path) -> None:
         (["--extra-body", "[1, 2]"], "invalid --extra-body '[1, 2]': expected a JSON object"),
         (["--extra-body", "{bad"], "invalid --extra-body '{bad': not JSON"),
         (["--prompts-file", "missing.txt"], "invalid --prompts-file 'missing.txt'"),
-        (["--max-tokens", "0"], "invalid --max-tokens 0: expected a number greater than 0"),
+        (["--max-tokens", "0"], "invalid --max-tokens 0: expected a finite number greater than 0"),
         (["--host", "127.0.0.1:8000"], "invalid host '127.0.0.1:8000': expected a base URL"),
+        (["--host", "http://:8000"], "invalid host 'http://:8000': expected a base URL"),
+        (["--first-token-timeout", "nan"], "invalid --first-token-timeout nan: expected a finite number greater than 0"),
+        (["--failure-pause", "-1"], "invalid --failure-pause -1.0: expected a finite number of seconds, 0 or more"),
         (["--host", "http://127.0.0.1:1/v1"], "Cannot connect to http://127.0.0.1:1/v1/models: check --host"),
     ],
 )

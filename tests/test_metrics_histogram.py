@@ -247,3 +247,12 @@ def test_bucket_count_never_exceeds_bound() -> None:
 
     assert histogram.bucket_count <= histogram.max_bucket_count()
     assert histogram.max_bucket_count() < 2_200
+
+
+def test_p100_is_exact_maximum() -> None:
+    histogram = LogHistogram()
+    for value in (100.0, 100.49, 101.41):
+        histogram.add(value)
+
+    assert histogram.quantile(1.0) == 101.41
+    assert histogram.quantile(0.99) == 101.41

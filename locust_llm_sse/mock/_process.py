@@ -76,6 +76,14 @@ class MockServerProcess:
             raise RuntimeError("The mock server is not running; call start() first.")
         return self._base_url
 
+    def base_url_or_none(self) -> str | None:
+        """The base URL while the server runs (until stop()), else None."""
+        return self._base_url
+
+    def exit_status(self) -> int | None:
+        """Exit status of the server if it has exited, else None (also before start())."""
+        return self._process.poll() if self._process is not None else None
+
     @property
     def pid(self) -> int | None:
         """Process id of the server, or None before start()."""
@@ -91,8 +99,15 @@ class MockServerProcess:
             raise RuntimeError("This MockServerProcess has already been started; create a new one.")
 
         self._stderr = tempfile.TemporaryFile()
+        # A session of its own keeps a terminal's Ctrl-C away from the server: Locust first
+        # stops its users, then its quitting listener stops the server.
         self._process = subprocess.Popen(
-            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=self.env
+            self.command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=self.env,
+            start_new_session=True,
         )
         line = self._read_ready_line()
         match = _READY_LINE.fullmatch(line)
