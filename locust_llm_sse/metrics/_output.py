@@ -165,7 +165,7 @@ def summary_lines(stats: LLMStats) -> list[str]:
     lines.append(_line("Total output tokens:", total["output_tokens_total"]))
     lines.append(_line("Total reasoning tokens:", total["reasoning_tokens_total"]))
     lines.append(_line("Requests with estimated token counts:", total["requests_with_estimated_tokens"]))
-    finish_reasons = ", ".join(f"{reason} {count}" for reason, count in total["finish_reasons"].items())
+    finish_reasons = " ".join(f"{reason}={count}" for reason, count in total["finish_reasons"].items())
     lines.append(_line("Finish reasons:", finish_reasons or MISSING_CSV_VALUE))
     lines.append(_line("Request throughput (req/s):", total["requests_per_second"]))
     lines.append(_line("Output token throughput (tok/s):", total["output_tokens_per_second"]))
