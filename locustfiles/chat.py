@@ -40,34 +40,39 @@ MAX_FAILURE_PAUSE_S = 60.0
 
 @events.init_command_line_parser.add_listener
 def add_arguments(parser) -> None:
-    # Locust's own add_argument (not an argument group's) understands is_secret.
-    group = parser
-    group.add_argument("--model", env_var="LOCUST_MODEL", default="", help="Model name sent in each request")
-    group.add_argument("--prompt", env_var="LOCUST_PROMPT", default=DEFAULT_PROMPT, help="User prompt of each request")
-    group.add_argument(
+    # Locust's own add_argument, not an argument group's, takes include_in_web_ui.
+    parser.add_argument("--model", env_var="LOCUST_MODEL", default="", help="Model name sent in each request")
+
+    parser.add_argument("--prompt", env_var="LOCUST_PROMPT", default=DEFAULT_PROMPT, help="User prompt of each request")
+
+    parser.add_argument(
         "--prompts-file",
         env_var="LOCUST_PROMPTS_FILE",
         default="",
         help="File of prompts used in turn instead of --prompt: one prompt per line, or JSON Lines "
         'where each line is a string, {"prompt": ...} or {"messages": [...]}',
     )
-    group.add_argument(
+
+    parser.add_argument(
         "--max-tokens", env_var="LOCUST_MAX_TOKENS", type=int, default=128, help="max_tokens of each request"
     )
-    group.add_argument(
+
+    parser.add_argument(
         "--extra-body",
         env_var="LOCUST_EXTRA_BODY",
         default="",
         help='JSON object merged into each request body, e.g. \'{"temperature": 0}\'',
     )
-    group.add_argument(
+
+    parser.add_argument(
         "--endpoint",
         env_var="LOCUST_ENDPOINT",
         choices=["chat", "completions"],
         default="chat",
         help="chat: /v1/chat/completions with messages; completions: /v1/completions with a prompt",
     )
-    group.add_argument(
+
+    parser.add_argument(
         "--api-key",
         env_var="OPENAI_API_KEY",
         default="",
@@ -75,45 +80,52 @@ def add_arguments(parser) -> None:
         include_in_web_ui=False,
         help="Bearer token for the Authorization header (default: the OPENAI_API_KEY environment variable)",
     )
-    group.add_argument(
+
+    parser.add_argument(
         "--no-api-key",
         env_var="LOCUST_NO_API_KEY",
         action="store_true",
         default=False,
         help="Send no Authorization header, also to a remote host (servers without authentication)",
     )
-    group.add_argument(
+
+    parser.add_argument(
         "--no-usage",
         env_var="LOCUST_NO_USAGE",
         action="store_true",
         default=False,
         help='Do not send stream_options {"include_usage": true}; token counts are then estimated',
     )
-    group.add_argument(
+
+    parser.add_argument(
         "--allow-missing-finish-reason",
         env_var="LOCUST_ALLOW_MISSING_FINISH_REASON",
         action="store_true",
         default=False,
         help="Count a stream that ends without a finish reason as a success",
     )
-    group.add_argument(
+
+    parser.add_argument(
         "--connect-timeout", env_var="LOCUST_CONNECT_TIMEOUT", type=float, default=10.0, help="Seconds to connect"
     )
-    group.add_argument(
+
+    parser.add_argument(
         "--first-token-timeout",
         env_var="LOCUST_FIRST_TOKEN_TIMEOUT",
         type=float,
         default=60.0,
         help="Seconds from sending a request to its first output token",
     )
-    group.add_argument(
+
+    parser.add_argument(
         "--inter-token-timeout",
         env_var="LOCUST_INTER_TOKEN_TIMEOUT",
         type=float,
         default=30.0,
         help="Seconds a stream may stay silent once output has started",
     )
-    group.add_argument(
+
+    parser.add_argument(
         "--failure-pause",
         env_var="LOCUST_FAILURE_PAUSE",
         type=float,
@@ -121,7 +133,8 @@ def add_arguments(parser) -> None:
         help="Seconds a user waits after a request that failed to connect or got an HTTP error; "
         f"a Retry-After header sets the wait instead (at most {MAX_FAILURE_PAUSE_S:g} s); 0 turns it off",
     )
-    group.add_argument(
+
+    parser.add_argument(
         "--mock-options",
         env_var="LOCUST_MOCK_OPTIONS",
         default="",
@@ -178,7 +191,7 @@ def validate_settings_when_headless(environment, **_kwargs) -> None:
     """Check the options before a headless run starts, and exit with status 1 and the fix if one is bad.
 
     With the web UI the check waits for the start of a test, because the start form can
-    still change the options; a bad one then stops that test with the same message.
+    still change the options. A bad option then stops that test with the same message.
     """
     options = environment.parsed_options
     if options is None or not options.headless or isinstance(environment.runner, WorkerRunner):
@@ -271,6 +284,7 @@ def _read_settings(environment) -> dict[str, Any]:
         validate_base_url(host)
     except ValueError as error:
         raise StopTest(str(error)) from None
+
     is_mock = _mock_server is not None and host.startswith(_mock_server.base_url)
     for option in ("max_tokens", "connect_timeout", "first_token_timeout", "inter_token_timeout"):
         value = getattr(options, option)
@@ -279,12 +293,14 @@ def _read_settings(environment) -> dict[str, Any]:
             raise StopTest(f"invalid {flag} {value!r}: expected a finite number greater than 0")
     if options.failure_pause is None or not 0 <= options.failure_pause < math.inf:
         raise StopTest(f"invalid --failure-pause {options.failure_pause!r}: expected a finite number of seconds, 0 or more")
+
     api_key = None if options.no_api_key else (options.api_key or None)
     if api_key is None and not options.no_api_key and not is_mock and not _is_loopback(host):
         raise StopTest(
             f"No API key for {host}: set OPENAI_API_KEY or pass --api-key; "
             "for a server without authentication pass --no-api-key"
         )
+
     model = options.model or None
     if model is None and not is_mock:
         model = _only_served_model(host, api_key)
