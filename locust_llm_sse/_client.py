@@ -1,9 +1,9 @@
 """The streaming client: POST a request, read its Server-Sent Events, fire three Locust events.
 
 Each request fires Locust ``request`` events for up to three phases, in order and each at
-most once: connect (type ``1 conn``, request sent to response headers), first token
-(``2 ttft``, to the first event that carries output) and completion (``3 e2e``, to the end
-of the stream). A phase that fails is fired as a failure and the later phases are not
+most once. Connect (type ``1 conn``) runs from sending the request to the response
+headers, first token (``2 ttft``) to the first event that carries output, and completion
+(``3 e2e``) to the end of the stream. A phase that fails is fired as a failure and the later phases are not
 fired, so the three rows of a request name read as a funnel. Durations come from
 ``time.perf_counter``, and ``start_time`` is the wall clock.
 """
@@ -132,7 +132,7 @@ class LLMClient:
         Extra keyword arguments are added to the request body (``temperature=0``,
         ``tools=[...]``, ...). ``name`` groups the Locust rows, as Locust's own ``name=`` does;
         the default is the URL path. ``stop_when`` is called with the result after every
-        output event; when it returns True the client stops reading, closes the connection
+        output event. When it returns True, the client stops reading, closes the connection
         and records a success with ``stopped_early`` set.
         """
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
@@ -339,6 +339,7 @@ class LLMClient:
         parser = StreamParser(result, require_finish_reason=self.require_finish_reason)
         end: StreamEnd | None = None
         clean_eof = False
+
         try:
             for event in decoder:
                 now = time.perf_counter()
@@ -364,6 +365,7 @@ class LLMClient:
         except (ProtocolError, requests.exceptions.ConnectionError, OSError):
             logger.debug("Stream of %s broke off", result.name, exc_info=True)
             end = StreamEnd(False, KIND_TRUNCATED, "stream cut off before its end")
+
         now = time.perf_counter()
         if end is None:
             end = parser.finish_at_eof()
@@ -371,12 +373,14 @@ class LLMClient:
         result.end_at = now
         if result.warnings:
             logger.debug("Stream of %s: %s", result.name, "; ".join(result.warnings))
+
         if end.ok:
             result.ok = True
             self._fire_phase(result, PHASE_COMPLETION, result.completion_ms, result.response_length)
             if result.stopped_early:
                 return False  # unread bytes are left on the connection, so it must not be reused
             return clean_eof or self._drain(response)
+
         if end.kind == KIND_TRUNCATED and result.first_token_at is None:
             end = StreamEnd(False, KIND_TRUNCATED, "stream cut off before the first token")
         if end.kind == KIND_MALFORMED:

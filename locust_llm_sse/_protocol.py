@@ -1,7 +1,7 @@
 """What the events of an LLM stream mean: output, usage, the end, or an error.
 
-``StreamParser`` reads decoded SSE events and updates a ``StreamResult``. It knows these
-stream shapes, told apart by the ``event:`` name or, when a proxy dropped it, by the
+``StreamParser`` reads decoded SSE events and updates a ``StreamResult``. It reads these
+stream shapes, distinguished by the ``event:`` name or, when a proxy dropped it, by the
 JSON ``type``:
 
 - OpenAI chat completions (``choices[].delta``) and legacy completions (``choices[].text``),
@@ -43,7 +43,7 @@ _FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "l
 
 @dataclass(frozen=True)
 class StreamEnd:
-    """How a stream ended: cleanly, or with a failure of ``kind`` and a stable ``message``."""
+    """The end of a stream: clean (``ok``), or a failure of ``kind`` with a stable ``message``."""
 
     ok: bool
     kind: str | None = None

@@ -121,7 +121,7 @@ class LogHistogram:
 
         The quantile is the smallest bucket whose cumulative weight reaches
         ``fraction * count`` (at least 1), reported as that bucket's representative value
-        and clamped to the exact min and max; the last rank (p100) is the exact max. The rank is computed with exact fractions
+        and clamped to the exact min and max. The last rank (p100) is the exact max. The rank is computed with exact fractions
         (0.95 is taken as 95/100), so a rank that should be whole is not moved by rounding.
         """
         for fraction in fractions:

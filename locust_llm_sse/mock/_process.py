@@ -77,7 +77,7 @@ class MockServerProcess:
         return self._base_url
 
     def base_url_or_none(self) -> str | None:
-        """The base URL while the server runs (until stop()), else None."""
+        """Return the base URL while the server runs (until stop()), else None."""
         return self._base_url
 
     def exit_status(self) -> int | None:
