@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import locust  # noqa: F401 - gevent must patch the socket module before requests loads
 import requests
-from urllib3.exceptions import ProtocolError, ReadTimeoutError
+from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
 from locust_llm_sse._events import llm_request_hook
 from locust_llm_sse._protocol import KIND_MALFORMED, StreamEnd, StreamParser, describe_error
@@ -49,6 +49,7 @@ KIND_NOT_EVENT_STREAM = "not_an_event_stream"
 KIND_FIRST_TOKEN_TIMEOUT = "first_token_timeout"
 KIND_INTER_TOKEN_TIMEOUT = "inter_token_timeout"
 KIND_TRUNCATED = "truncated_stream"
+KIND_UNDECODABLE = "undecodable_body"
 KIND_INTERNAL = "client_error"
 
 _READ_SIZE = 65536
@@ -284,6 +285,18 @@ class LLMClient:
             )
             response.close()
             return None
+        encodings = [part.strip().lower() for part in response.headers.get("Content-Encoding", "").split(",")]
+        unknown = [part for part in encodings if part and part != "identity" and part not in response.raw.CONTENT_DECODERS]
+        if unknown:
+            self._fail(
+                result,
+                PHASE_FIRST_TOKEN,
+                KIND_UNDECODABLE,
+                f"response has Content-Encoding {', '.join(unknown)}, which this client cannot decode: "
+                "install its decoder (brotli, zstandard) or make the server honour Accept-Encoding: identity",
+            )
+            response.close()
+            return None
         return response
 
     def _fail_status(self, response: requests.Response, result: StreamResult) -> None:
@@ -362,6 +375,9 @@ class LLMClient:
                 end = StreamEnd(
                     False, KIND_INTER_TOKEN_TIMEOUT, f"inter-token timeout: no data for {self.inter_token_timeout:g} s"
                 )
+        except DecodeError:
+            encoding = response.headers.get("Content-Encoding", "")
+            end = StreamEnd(False, KIND_UNDECODABLE, f"stream body could not be decoded as Content-Encoding {encoding}")
         except (ProtocolError, requests.exceptions.ConnectionError, OSError):
             logger.debug("Stream of %s broke off", result.name, exc_info=True)
             end = StreamEnd(False, KIND_TRUNCATED, "stream cut off before its end")
@@ -384,7 +400,7 @@ class LLMClient:
         if end.kind == KIND_TRUNCATED and result.first_token_at is None:
             end = StreamEnd(False, KIND_TRUNCATED, "stream cut off before the first token")
         if end.kind == KIND_MALFORMED:
-            logger.debug("Malformed event in the stream of %s", result.name)
+            _log_malformed_event(result.name, end.detail)
         self._fail(result, _current_phase(result), end.kind or KIND_TRUNCATED, end.message or "stream failed")
         return False
 
@@ -476,6 +492,23 @@ class LLMClient:
         if self.environment is None:
             return
         llm_request_hook(self.environment.events).fire(result=result, user=self.user, environment=self.environment)
+
+
+_malformed_events_logged = 0
+_MAX_MALFORMED_EVENT_LOGS = 3
+
+
+def _log_malformed_event(name: str, data: str | None) -> None:
+    """Log the data of the first few malformed events (the failure message omits it to stay stable)."""
+    global _malformed_events_logged
+    _malformed_events_logged += 1
+    if _malformed_events_logged <= _MAX_MALFORMED_EVENT_LOGS:
+        logger.warning(
+            "Malformed stream event in %s, data %r%s", name, (data or "")[:200],
+            "; later ones are logged at DEBUG" if _malformed_events_logged == _MAX_MALFORMED_EVENT_LOGS else "",
+        )
+    else:
+        logger.debug("Malformed stream event in %s, data %r", name, (data or "")[:200])
 
 
 def _current_phase(result: StreamResult) -> str:

@@ -48,6 +48,8 @@ class StreamEnd:
     ok: bool
     kind: str | None = None
     message: str | None = None
+    detail: str | None = None
+    """Variable context for logs (e.g. the offending data), never part of the message."""
 
 
 def describe_error(error: Any) -> str:
@@ -126,9 +128,9 @@ class StreamParser:
                 return None
             if event.event == "error":
                 return StreamEnd(False, KIND_STREAM_ERROR, f"stream error event: {_first_sentence(data)}")
-            return StreamEnd(False, KIND_MALFORMED, "malformed stream event: data is not JSON")
+            return StreamEnd(False, KIND_MALFORMED, "malformed stream event: data is not JSON", detail=data)
         if not isinstance(payload, dict):
-            return StreamEnd(False, KIND_MALFORMED, "malformed stream event: data is not a JSON object")
+            return StreamEnd(False, KIND_MALFORMED, "malformed stream event: data is not a JSON object", detail=data)
         if unterminated:
             self.result.warnings.append("final event had no blank line after it")
 

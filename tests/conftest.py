@@ -16,6 +16,7 @@ from locust_llm_sse.mock._process import MockServerProcess
 
 TESTS_DIR = Path(__file__).parent
 CASES_PATH = TESTS_DIR / "fixtures" / "sse_cases.json"
+EXTRA_CASES_PATH = TESTS_DIR / "fixtures" / "extra_cases.json"
 
 
 def load_cases() -> dict[str, dict]:
@@ -25,9 +26,9 @@ def load_cases() -> dict[str, dict]:
 
 @pytest.fixture(scope="session")
 def replay_url() -> Iterator[str]:
-    """Base URL of the replay server for the recorded cases; ``/<case id>`` selects a case."""
+    """Base URL of the replay server for the recorded and extra cases; ``/<case id>`` selects a case."""
     process = subprocess.Popen(
-        [sys.executable, str(TESTS_DIR / "support" / "replay_server.py"), str(CASES_PATH), "--max-stall-s", "10"],
+        [sys.executable, str(TESTS_DIR / "support" / "replay_server.py"), str(CASES_PATH), str(EXTRA_CASES_PATH), "--max-stall-s", "10"],
         stdout=subprocess.PIPE,
         text=True,
     )

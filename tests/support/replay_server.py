@@ -9,7 +9,7 @@ last chunk, ``stall_after_last_chunk_ms`` keeps it open and silent (at most
 ``--max-stall-s``), and ``second_request_chunks`` replaces the body of every second
 request of the case.
 
-Run: python tests/support/replay_server.py CASES.json [--port 0] [--max-stall-s 40];
+Run: python tests/support/replay_server.py CASES.json [MORE.json ...] [--port 0] [--max-stall-s 40];
 it prints ``listening on http://127.0.0.1:PORT`` when ready.
 """
 
@@ -99,9 +99,11 @@ class ReplayServer:
         return not closes
 
 
-async def serve(cases_path: str, port: int, max_stall_s: float) -> None:
-    with open(cases_path, encoding="utf-8") as file:
-        cases = {case["id"]: case for case in json.load(file)}
+async def serve(cases_paths: list[str], port: int, max_stall_s: float) -> None:
+    cases = {}
+    for path in cases_paths:
+        with open(path, encoding="utf-8") as file:
+            cases.update({case["id"]: case for case in json.load(file)})
     server = await asyncio.start_server(ReplayServer(cases, max_stall_s).handle_connection, "127.0.0.1", port)
     print(f"listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
@@ -110,7 +112,7 @@ async def serve(cases_path: str, port: int, max_stall_s: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Replay recorded HTTP streaming responses on 127.0.0.1.")
-    parser.add_argument("cases", help="cases JSON file")
+    parser.add_argument("cases", nargs="+", help="cases JSON files")
     parser.add_argument("--port", type=int, default=0, help="TCP port (0 picks a free one)")
     parser.add_argument("--max-stall-s", type=float, default=40.0, help="cap on a recorded stall, in seconds")
     args = parser.parse_args()
