@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from locust_llm_sse._result import StreamResult, ToolCall
@@ -48,7 +48,7 @@ class StreamEnd:
     ok: bool
     kind: str | None = None
     message: str | None = None
-    detail: str | None = None
+    detail: str | None = field(default=None, compare=False)
     """Variable context for logs (e.g. the offending data), never part of the message."""
 
 
