@@ -366,8 +366,10 @@ class StreamParser:
         """Fill ``output_tokens`` when no usage came, and share tokens out over output events.
 
         Each event's share is exact when every output event carried a cumulative usage
-        count. Otherwise ``output_tokens`` is split in proportion to each event's text
-        length, or, without usage, every output event counts as one token (an estimate).
+        count, and 1 when the usage count equals the number of output events (one token
+        per event, as most servers stream). Otherwise ``output_tokens`` is split in
+        proportion to each event's text length. Without usage, every output event counts
+        as one token (an estimate).
         """
         result = self.result
         events = len(result.output_event_times)
@@ -385,6 +387,9 @@ class StreamParser:
             if sum(shares) == result.output_tokens:
                 result.output_event_tokens = shares
                 return
+        if result.output_tokens == events:
+            result.output_event_tokens = [1.0] * events
+            return
         total_length = sum(self._event_text_lengths)
         if events and total_length:
             scale = result.output_tokens / total_length

@@ -58,6 +58,7 @@ class LLMUser(User):
     def __init__(self, environment) -> None:
         super().__init__(environment)
         if self.host is None:
+            environment.process_exit_code = 1
             raise StopTest(
                 "No host set: pass --host with the server's base URL (e.g. http://127.0.0.1:8000/v1) "
                 "or set the host attribute of the user class."
@@ -80,6 +81,7 @@ class LLMUser(User):
                 require_finish_reason=self.require_finish_reason,
             )
         except ValueError as error:
+            environment.process_exit_code = 1
             raise StopTest(str(error)) from None
 
     def on_stop(self) -> None:

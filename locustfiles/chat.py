@@ -26,7 +26,7 @@ import gevent
 import requests
 from locust import events, task
 from locust.exception import StopTest
-from locust.runners import STATE_RUNNING, STATE_SPAWNING, WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from locust_llm_sse import LLMUser
 from locust_llm_sse._url import join_url, validate_base_url
@@ -130,8 +130,9 @@ def add_arguments(parser) -> None:
         env_var="LOCUST_FAILURE_PAUSE",
         type=float,
         default=1.0,
-        help="Seconds a user waits after a request that failed to connect or got an HTTP error; "
-        f"a Retry-After header sets the wait instead (at most {MAX_FAILURE_PAUSE_S:g} s); 0 turns it off",
+        help="Seconds a user waits after a request that failed before its first token (connection "
+        "error, HTTP error, empty stream); a longer Retry-After header lengthens the wait "
+        f"(to at most {MAX_FAILURE_PAUSE_S:g} s); 0 turns it off",
     )
 
     parser.add_argument(
@@ -196,6 +197,8 @@ def validate_settings_when_headless(environment, **_kwargs) -> None:
     options = environment.parsed_options
     if options is None or not options.headless or isinstance(environment.runner, WorkerRunner):
         return
+    if isinstance(environment.runner, MasterRunner):
+        return  # checked at test start, so that the master can stop its workers (see reload_settings)
     try:
         ChatUser.load_settings(environment)
     except StopTest as error:
@@ -204,9 +207,26 @@ def validate_settings_when_headless(environment, **_kwargs) -> None:
 
 
 @events.test_start.add_listener
-def reload_settings(**_kwargs) -> None:
-    """Read the options again at each test start, because the web UI's start form may have changed them."""
+def reload_settings(environment, **_kwargs) -> None:
+    """Read the options again at each test start, because the web UI's start form may have changed them.
+
+    A master checks them too: its workers would stop their users on a bad value, but
+    the master would go on waiting for them. A headless master then quits with exit code
+    1, which also ends its workers; with the web UI it stops the test.
+    """
     ChatUser.forget_settings()
+    if not isinstance(environment.runner, MasterRunner):
+        return
+    try:
+        ChatUser.load_settings(environment)
+    except StopTest as error:
+        logger.error("%s", error)
+        options = environment.parsed_options
+        if options is not None and options.headless:
+            environment.process_exit_code = 1
+            gevent.spawn_later(0, environment.runner.quit)
+        else:
+            gevent.spawn_later(0, environment.runner.stop)
 
 
 @events.quitting.add_listener
@@ -255,9 +275,10 @@ class ChatUser(LLMUser):
             result = self.client.completion(text, max_tokens=self.max_tokens)
         else:
             result = self.client.chat(prompt, max_tokens=self.max_tokens)
-        if result.failed_phase == "connect":
-            # Without a pause, a refused connection or a 429 would repeat thousands of times a second.
-            pause = result.retry_after_s if result.retry_after_s is not None else self.failure_pause
+        if not result.ok and result.first_token_at is None and not result.stopped:
+            # Without a pause, a refused connection, a 429 or an empty stream would repeat
+            # thousands of times a second.
+            pause = max(result.retry_after_s or 0.0, self.failure_pause)
             gevent.sleep(min(pause, MAX_FAILURE_PAUSE_S))
 
     @classmethod

@@ -17,7 +17,9 @@ SECRET_KEY = "sk-test-DO-NOT-PRINT-7f3a9c"
 PHASE_TYPES = ["1 conn", "2 ttft", "3 e2e"]
 
 
-def run_locust(tmp_path: Path, *arguments: str, env: dict[str, str] | None = None, timeout_s: float = 60) -> subprocess.CompletedProcess:
+def run_locust(
+    tmp_path: Path, *arguments: str, env: dict[str, str] | None = None, timeout_s: float = 60
+) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "locust", "-f", str(CHAT_LOCUSTFILE), "--headless", "--only-summary", *arguments]
     environment = {**os.environ, **(env or {})}
     environment.pop("OPENAI_API_KEY", None) if env is None or "OPENAI_API_KEY" not in env else None

@@ -180,6 +180,50 @@ def test_http_errors_pause_by_retry_after(tmp_path: Path) -> None:
     assert "HTTP 429" in errors[0]
 
 
+def test_retry_after_zero_keeps_failure_pause(tmp_path: Path) -> None:
+    completed = run_locust(
+        tmp_path,
+        "-u", "2", "-r", "2", "-t", "3s", "--csv", "out",
+        "--mock-options", "--rate-429 1 --retry-after-s 0",
+    )
+
+    assert completed.returncode == 1
+    connects = int(read_stats(tmp_path / "out_stats.csv")["1 conn"]["Request Count"])
+    assert 2 <= connects <= 10
+
+
+def test_processes_with_bad_option_exit_1(tmp_path: Path) -> None:
+    """With --processes, the master checks the options at test start and quits with its workers."""
+    started = time.monotonic()
+
+    completed = run_locust(tmp_path, "--processes", "2", "-u", "2", "-t", "5s", "--max-tokens", "0", timeout_s=40)
+
+    assert completed.returncode == 1
+    assert "invalid --max-tokens 0: expected a finite number greater than 0" in completed.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_user_without_host_exits_1(tmp_path: Path) -> None:
+    locustfile = tmp_path / "no_host.py"
+    locustfile.write_text(
+        "from locust import task\n"
+        "from locust_llm_sse import LLMUser\n\n\n"
+        "class NoHostUser(LLMUser):\n"
+        "    @task\n"
+        "    def chat(self):\n"
+        "        self.client.chat('hi')\n",
+        encoding="utf-8",
+    )
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", "1", "-t", "3s"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+
+    assert completed.returncode == 1
+    assert "No host set: pass --host with the server's base URL" in completed.stderr
+
+
 def test_bad_mock_options_exit_with_fix(tmp_path: Path) -> None:
     invalid = run_locust(tmp_path, "-u", "1", "-t", "2s", "--mock-options", "--ttft-ms -1")
     unquoted = run_locust(tmp_path, "-u", "1", "-t", "2s", "--mock-options", '--model "open')

@@ -619,6 +619,26 @@ def test_settle_final_usage_by_text_length() -> None:
     assert sum(result.output_event_tokens) == pytest.approx(20)
 
 
+def test_settle_one_token_per_event() -> None:
+    """When usage equals the event count, each event is one token, whatever its text length."""
+    result, parser = new_parser()
+    feed(
+        parser,
+        [
+            chat(","),
+            chat(" extraordinarily"),
+            chat(" a"),
+            chat(finish_reason="stop"),
+            sse({"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 3}}),
+        ],
+    )
+
+    parser.settle_token_counts()
+
+    assert result.output_tokens == 3
+    assert result.output_event_tokens == [1.0, 1.0, 1.0]
+
+
 def test_settle_per_event_usage_exact() -> None:
     result, parser = new_parser()
     events = [chat(role="assistant", content="", usage={"completion_tokens": 0})]
