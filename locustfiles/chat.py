@@ -352,6 +352,9 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+_models_logged: set[tuple[str, str]] = set()
+
+
 def _only_served_model(host: str, api_key: str | None) -> str:
     """Return the model when the server lists exactly one; otherwise raise StopTest asking for --model."""
     url = join_url(host, "/v1/models")
@@ -372,7 +375,9 @@ def _only_served_model(host: str, api_key: str | None) -> str:
     except (ValueError, KeyError, TypeError):
         raise StopTest(f"No model set and {url} returned no model list: pass --model") from None
     if len(models) == 1:
-        logger.info("No --model given: using %s, the only model %s lists", models[0], url)
+        if (url, models[0]) not in _models_logged:
+            _models_logged.add((url, models[0]))
+            logger.info("No --model given: using %s, the only model %s lists", models[0], url)
         return models[0]
     listed = ", ".join(models[:10]) + (" ..." if len(models) > 10 else "")
     raise StopTest(f"No model set: pass --model with one of the models the server lists ({listed or 'none'})")
