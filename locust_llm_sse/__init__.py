@@ -1,6 +1,6 @@
 """Load-test streaming LLM endpoints with Locust.
 
-``LLMUser`` is the user class to subclass; its ``client`` (an ``LLMClient``) streams a
+``LLMUser`` is the user class to subclass. Its ``client`` (an ``LLMClient``) streams a
 request, fires Locust request events for the connect, first-token and completion phases,
 and returns a ``StreamResult``.
 

@@ -265,6 +265,7 @@ class LLMClient:
         except requests.exceptions.ConnectionError as error:
             self._fail(result, PHASE_CONNECT, KIND_CONNECTION_ERROR, _describe_connection_error(error, self.base_url))
             return None
+
         result.headers_received_at = time.perf_counter()
         result.status_code = response.status_code
         result.content_type = response.headers.get("Content-Type")
@@ -273,6 +274,7 @@ class LLMClient:
             response.close()
             return None
         self._fire_phase(result, PHASE_CONNECT, result.connect_ms, 0)
+
         media_type = (result.content_type or "").split(";")[0].strip().lower()
         if media_type != "text/event-stream":
             self._read_non_stream_body(response, result)
@@ -285,6 +287,7 @@ class LLMClient:
             )
             response.close()
             return None
+
         encodings = [part.strip().lower() for part in response.headers.get("Content-Encoding", "").split(",")]
         unknown = [part for part in encodings if part and part != "identity" and part not in response.raw.CONTENT_DECODERS]
         if unknown:

@@ -1,4 +1,4 @@
-"""What the events of an LLM stream mean: output, usage, the end, or an error.
+"""Interpretation of LLM stream events as output, usage, the end, or an error.
 
 ``StreamParser`` reads decoded SSE events and updates a ``StreamResult``. It reads these
 stream shapes, distinguished by the ``event:`` name or, when a proxy dropped it, by the

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Phase names, in the order they complete. ``StreamResult.failed_phase`` holds one of them.
+#: Phase names, in the order they complete. ``StreamResult.failed_phase`` contains one of them.
 PHASE_CONNECT = "connect"
 PHASE_FIRST_TOKEN = "first_token"
 PHASE_COMPLETION = "completion"

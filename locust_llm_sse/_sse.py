@@ -2,10 +2,10 @@
 
 Field parsing is sseclient-py's. This module feeds it whole lines that end in LF, because
 sseclient-py given raw chunks gets three things wrong against the WHATWG HTML standard
-("9.2 Server-sent events"): a leading byte-order mark hides the first field name, an
-LF-ended line followed by a CRLF or CR blank line does not end the event, and each
-partial line is re-joined with everything before it, which is quadratic for a line of
-hundreds of kilobytes that arrives in many reads. Lines end at CR, LF or CRLF, also when the CR and the LF arrive in
+("9.2 Server-sent events"). A leading byte-order mark hides the first field name. An
+LF-ended line followed by a CRLF or CR blank line does not end the event. Each partial
+line is re-joined with everything before it, which is quadratic for a line of hundreds
+of kilobytes that arrives in many reads. Lines end at CR, LF or CRLF, also when the CR and the LF arrive in
 different chunks, and bytes are decoded only after a line is whole, so a UTF-8 character
 split across reads survives. Invalid UTF-8 becomes U+FFFD as the standard requires.
 """

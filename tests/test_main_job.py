@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from locust_llm_sse.mock._process import MockServerProcess
@@ -163,33 +164,23 @@ def test_mock_exit_stops_the_test(tmp_path: Path) -> None:
     assert f"The bundled mock server (PID {mock_pid}) exited with status -9; stopping the test" in stderr
 
 
-def test_http_errors_pause_by_retry_after(tmp_path: Path) -> None:
+@pytest.mark.parametrize("retry_after_s", ["1", "0"])
+def test_http_errors_pause_users(tmp_path: Path, retry_after_s: str) -> None:
+    """A 429 pauses the user for Retry-After, and for --failure-pause (1 s) when that is longer."""
     completed = run_locust(
         tmp_path,
         "-u", "2", "-r", "2", "-t", "3s", "--csv", "out",
-        "--mock-options", "--rate-429 1 --retry-after-s 1",
+        "--mock-options", f"--rate-429 1 --retry-after-s {retry_after_s}",
     )
 
     assert completed.returncode == 1
     connects = int(read_stats(tmp_path / "out_stats.csv")["1 conn"]["Request Count"])
-    # Two users, a 429 each with Retry-After: 1, for 3 seconds: about 6 requests, not thousands.
+    # Two users, each paused 1 s after every 429, for 3 seconds: about 6 requests, not thousands.
     assert 2 <= connects <= 10
     with open(tmp_path / "out_failures.csv", newline="", encoding="utf-8") as file:
         errors = [row["Error"] for row in csv.DictReader(file)]
     assert len(errors) == 1
     assert "HTTP 429" in errors[0]
-
-
-def test_retry_after_zero_keeps_failure_pause(tmp_path: Path) -> None:
-    completed = run_locust(
-        tmp_path,
-        "-u", "2", "-r", "2", "-t", "3s", "--csv", "out",
-        "--mock-options", "--rate-429 1 --retry-after-s 0",
-    )
-
-    assert completed.returncode == 1
-    connects = int(read_stats(tmp_path / "out_stats.csv")["1 conn"]["Request Count"])
-    assert 2 <= connects <= 10
 
 
 def test_processes_with_bad_option_exit_1(tmp_path: Path) -> None:

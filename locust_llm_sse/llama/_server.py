@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from locust_llm_sse._subprocess import terminate_process
 from locust_llm_sse.llama._model import check_requirements, ensure_bundled_model
 from locust_llm_sse.llama._timings import LlamaTimings, parse_timings
 
@@ -234,19 +235,7 @@ class LlamaServer:
         process = self._process
         if process is None:
             return None
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=self.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                logger.warning(
-                    "llama.cpp server PID %d did not exit within %g s of SIGTERM, so it is killed",
-                    process.pid,
-                    self.stop_timeout_s,
-                )
-                process.kill()
-                process.wait()
-            logger.info("llama.cpp server PID %d stopped with status %s", process.pid, process.returncode)
+        terminate_process(process, self.stop_timeout_s, "llama.cpp server")
         if self._delete_log and self.log_path is not None and self.log_path.exists():
             self._log_text_after_stop = self.log_path.read_text(encoding="utf-8", errors="replace")
             self.log_path.unlink()

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import IO
 
+from locust_llm_sse._subprocess import terminate_process
+
 logger = logging.getLogger(__name__)
 
 _READY_LINE = re.compile(r"listening on (http://\S+)")
@@ -157,17 +159,7 @@ class MockServerProcess:
         process = self._process
         if process is None:
             return None
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=self.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                logger.warning(
-                    "Mock server PID %d did not exit within %g s of SIGTERM; killing it", process.pid, self.stop_timeout_s
-                )
-                process.kill()
-                process.wait()
-            logger.info("Mock server PID %d stopped with status %s", process.pid, process.returncode)
+        terminate_process(process, self.stop_timeout_s, "Mock server")
         for stream in (process.stdin, process.stdout):
             if stream is not None and not stream.closed:
                 stream.close()
